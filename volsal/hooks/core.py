@@ -67,6 +67,13 @@ def forward_hooks(
     handles = []
     try:
         for mod, fn in pairs:
+            if isinstance(mod, torch.jit.ScriptModule):
+                raise UnsupportedModelError(
+                    "TorchScript modules do not support hooks, which layer-based methods (CAMs, "
+                    "FullGrad, guided backprop on modules) and layer listing need. Use the Python "
+                    "model (e.g. `--model-factory pkg.module:function --weights file.pt` on the "
+                    "command line); input-gradient methods work on TorchScript as they are."
+                )
             handles.append(
                 mod.register_forward_pre_hook(fn) if pre else mod.register_forward_hook(fn)
             )

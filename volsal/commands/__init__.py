@@ -1,0 +1,1 @@
+"""Sub-commands of the ``volsal`` command line, one module each."""
