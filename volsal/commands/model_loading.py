@@ -83,7 +83,13 @@ def load_model_from_args(args: argparse.Namespace, device: str | torch.device = 
             )
         if args.weights:
             state = _load_weights(Path(args.weights))
-            missing, unexpected = model.load_state_dict(state, strict=False)
+            try:
+                missing, unexpected = model.load_state_dict(state, strict=False)
+            except RuntimeError as err:  # shape mismatches
+                raise ParameterError(
+                    f"the weights in {args.weights} do not fit the factory's model: "
+                    f"{str(err).splitlines()[-1].strip()}"
+                ) from None
             if missing or unexpected:
                 raise ParameterError(
                     f"the weights in {args.weights} do not fit the factory's model: missing "
