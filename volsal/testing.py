@@ -17,7 +17,14 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["tiny_cnn", "TinyCNN", "snapshot", "assert_no_side_effects", "SideEffectError"]
+__all__ = [
+    "tiny_cnn",
+    "TinyCNN",
+    "snapshot",
+    "compare_snapshots",
+    "assert_no_side_effects",
+    "SideEffectError",
+]
 
 _CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
 _BN = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d, 3: nn.BatchNorm3d}
