@@ -10,6 +10,7 @@ from conftest import make_input
 from torch import nn
 
 import volsal
+from volsal.receptive import to_input_grid, trace_mappings
 from volsal.testing import assert_no_side_effects, tiny_cnn
 
 
@@ -156,7 +157,16 @@ def test_monai_3d_networks(factory, layer):
     ref = (
         (grads.flatten(2).mean(-1)[..., None, None, None] * acts).sum(1, keepdim=True).clamp_min(0)
     )
-    ref = F.interpolate(ref, size=x.shape[2:], mode="trilinear", align_corners=False)
+    ref = ref.detach()
+    half = F.interpolate(ref, size=x.shape[2:], mode="trilinear", align_corners=False)
     torch.testing.assert_close(
-        volsal.GradCAM(model, layer=layer)(x, 1), ref.detach(), rtol=1e-4, atol=1e-6
+        volsal.GradCAM(model, layer=layer, placement="half_pixel")(x, 1), half, rtol=1e-4, atol=1e-6
+    )
+    # default placement: layer cells at their receptive-field centres (volsal.receptive);
+    # these stride-2 nets are not half-pixel pyramids (resnet18 layer4: offset 0, not 7.5)
+    mapping = trace_mappings(model, x[:1], [name])[name]
+    assert mapping is not None and mapping.exact
+    placed = to_input_grid(ref, mapping, x.shape[2:])
+    torch.testing.assert_close(
+        volsal.GradCAM(model, layer=layer)(x, 1), placed, rtol=1e-4, atol=1e-6
     )

@@ -10,6 +10,14 @@ Accepted specs (``target=`` of every method):
   ``logit > 0``, else ``-logit``).
 - a callable ``output -> (B,)`` scores (regression heads, dict/tuple outputs, custom scores).
 - a :class:`Target` object: :class:`ClassTarget`, :class:`BinaryTarget`, :class:`RegionTarget`.
+- :class:`MultiTarget` ``([t1, t2, ...])``: several targets in one call (methods that support it,
+  e.g. every CAM, return ``(B, T, *spatial)`` from one forward pass). A plain list is never
+  read as several targets: a list of length ``B`` is one class per sample, any other length is
+  an error.
+
+Single-logit binary models (output ``(B, 1)`` or ``(B,)``): target ``0`` is the logit (evidence
+for the positive class), ``BinaryTarget(negative=True)`` its negation (evidence for the negative
+class), ``None`` the predicted class with the sign that makes its score positive.
 
 Scores are taken from the raw output (logits), never a softmax: a confident softmax has
 vanishing gradients (USER_NEEDS P5).
@@ -29,6 +37,7 @@ __all__ = [
     "ClassTarget",
     "BinaryTarget",
     "RegionTarget",
+    "MultiTarget",
     "ResolvedTarget",
     "resolve_target",
     "check_output",
@@ -164,6 +173,11 @@ class RegionTarget(Target):
                     f"RegionTarget mask has shape {tuple(region.shape)}; the output grid is "
                     f"{tuple(logits.shape[1:])}. Fix: resample the mask to the output grid."
                 )
+            if region.ndim == logits.ndim and region.shape[0] not in (1, logits.shape[0]):
+                raise TargetError(
+                    f"RegionTarget mask has {region.shape[0]} masks for a batch of "
+                    f"{logits.shape[0]}. Fix: one mask (*spatial) for all samples, or one per sample."
+                )
             region = region.to(output.dtype)
         scores = (logits * region).flatten(1).sum(1)
         if self.reduce == "mean":
@@ -175,6 +189,67 @@ class RegionTarget(Target):
 
     def describe(self) -> str:
         return f"region of class {self.cls} ({'mask' if self.mask is not None else 'predicted'})"
+
+
+class MultiTarget(Target):
+    """Several targets explained in one call, each any target spec (int, per-sample list,
+    :class:`RegionTarget`, callable...).
+
+    ``method(x, MultiTarget([0, 1, 2]))`` returns ``(B, T, *spatial)`` maps, map ``t`` of sample
+    ``b`` explaining target ``t`` (CAMs: one forward pass and ``T`` backward passes from the
+    layer). Why not ``target=[0, 1, 2]``: a list of length ``B`` already means one class per
+    sample, so a plain list would change meaning with the batch size.
+
+    Methods that do not support it raise :class:`~volsal.errors.TargetError`.
+
+    Args:
+        targets: a non-empty sequence of target specs.
+
+    Example:
+        >>> import torch, volsal
+        >>> cam = volsal.GradCAM(volsal.testing.tiny_cnn(2), layer="features")
+        >>> cam(torch.randn(2, 1, 8, 8), volsal.MultiTarget([0, 1, 2])).shape
+        torch.Size([2, 3, 8, 8])
+    """
+
+    def __init__(self, targets: Sequence[object]):
+        if isinstance(targets, (str, bytes)) or not isinstance(targets, Sequence) or not targets:
+            raise TargetError(
+                f"MultiTarget needs a non-empty list of targets, e.g. MultiTarget([0, 1, 2]); "
+                f"got {targets!r}."
+            )
+        if any(isinstance(t, MultiTarget) for t in targets):
+            raise TargetError("MultiTarget cannot contain another MultiTarget.")
+        self.targets = tuple(targets)
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __iter__(self):
+        return iter(self.targets)
+
+    def __call__(self, output: torch.Tensor) -> torch.Tensor:
+        raise TargetError(
+            "this method does not support MultiTarget (several targets in one call); call it "
+            "once per target and stack the maps: torch.cat([m(x, t) for t in targets], 1). "
+            "GradCAM, GradCAMPlusPlus and HiResCAM support MultiTarget natively."
+        )
+
+    def describe(self) -> str:
+        return "multi[" + ", ".join(_describe(t) for t in self.targets) + "]"
+
+    def __repr__(self) -> str:
+        return f"MultiTarget({list(self.targets)!r})"
+
+
+def _describe(t: object) -> str:
+    if isinstance(t, Target):
+        return t.describe()
+    if t is None:
+        return "predicted"
+    if callable(t):
+        return getattr(t, "__name__", type(t).__name__)
+    return f"class {_short(t)}"
 
 
 @dataclass(frozen=True)
