@@ -5,6 +5,16 @@ Everything registered or changed here is removed or restored on exit, on success
 
 from __future__ import annotations
 
+from .bias import (
+    BiasCapture,
+    BiasSite,
+    BreakingOps,
+    bias_layers,
+    breaking_ops,
+    capture_biases,
+    effective_bias,
+    keep_running_stats,
+)
 from .core import (
     Capture,
     capture,
@@ -14,6 +24,7 @@ from .core import (
     layer_gradient,
     run_and_score,
 )
+from .relu import RELU_RULES, ReluRewrite, relu_gradient_rule
 
 __all__ = [
     "Capture",
@@ -23,4 +34,15 @@ __all__ = [
     "input_gradient",
     "layer_gradient",
     "run_and_score",
+    "RELU_RULES",
+    "ReluRewrite",
+    "relu_gradient_rule",
+    "BiasCapture",
+    "BiasSite",
+    "BreakingOps",
+    "bias_layers",
+    "breaking_ops",
+    "capture_biases",
+    "effective_bias",
+    "keep_running_stats",
 ]
