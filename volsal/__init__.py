@@ -19,10 +19,43 @@ from .errors import (
     UnsupportedModelError,
 )
 from .layers import auto_layer, layer_names, resolve_layer
-from .methods import CAM, REGISTRY, GradCAM, Gradient, get_method, method_names
-from .targets import BinaryTarget, ClassTarget, RegionTarget
+from .methods import (
+    CAM,
+    REGISTRY,
+    Deconvnet,
+    FullGrad,
+    GradCAM,
+    GradCAMPlusPlus,
+    Gradient,
+    GuidedBackprop,
+    GuidedGradCAM,
+    HiResCAM,
+    InputXGradient,
+    IntegratedGradients,
+    Occlusion,
+    SimpleFullGrad,
+    SmoothGrad,
+    completeness_gap,
+    fullgrad_decomposition,
+    get_method,
+    method_names,
+)
+from .targets import BinaryTarget, ClassTarget, MultiTarget, RegionTarget
 
 __version__ = "0.1.0"
+
+# Submodules with heavier dependencies (nibabel, SimpleITK, matplotlib) load on first use:
+# ``import volsal`` stays light, and ``volsal.io.load(...)`` works without a separate import.
+_LAZY_SUBMODULES = ("io", "viz", "metrics", "sanity", "demo", "compat", "hooks", "methods")
+
+
+def __getattr__(name: str):
+    if name in _LAZY_SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "Attribution",
@@ -31,7 +64,20 @@ __all__ = [
     "ClassTarget",
     "Explanation",
     "GradCAM",
+    "GradCAMPlusPlus",
+    "GuidedGradCAM",
+    "HiResCAM",
     "Gradient",
+    "InputXGradient",
+    "GuidedBackprop",
+    "Deconvnet",
+    "IntegratedGradients",
+    "SmoothGrad",
+    "Occlusion",
+    "FullGrad",
+    "SimpleFullGrad",
+    "fullgrad_decomposition",
+    "completeness_gap",
     "InputShapeError",
     "InputValueError",
     "LayerNotCalledError",
@@ -39,11 +85,18 @@ __all__ = [
     "OutputShapeError",
     "ParameterError",
     "REGISTRY",
+    "MultiTarget",
     "RegionTarget",
     "TargetError",
     "UnsupportedModelError",
     "__version__",
     "auto_layer",
+    "compat",
+    "demo",
+    "io",
+    "metrics",
+    "sanity",
+    "viz",
     "errors",
     "get_method",
     "layer_names",
