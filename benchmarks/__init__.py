@@ -1,0 +1,1 @@
+"""volsal benchmark harness: each method against its floor and its anchors (see README.md)."""
