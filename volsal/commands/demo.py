@@ -40,7 +40,16 @@ def run(args: argparse.Namespace) -> int:
     from ..methods import REGISTRY, get_method
 
     out = Path(args.out)
+    methods = args.methods or [m for m in DEFAULT_METHODS if m in REGISTRY]
+    infos = [get_method(name) for name in methods]  # unknown names fail before any work
     out.mkdir(parents=True, exist_ok=True)
+    targets = [out / "input.nii.gz"] + [
+        out / f"{info.name}{suffix}"
+        for info in infos
+        for suffix in (".nii.gz", ".json", "_axial.png", "_orthogonal.png")
+    ]
+    for path in targets:  # refuse before computing anything, not half-way through
+        io.check_writable(path, args.overwrite)
     model = demo.load_demo_model()
     x, affine, mask = demo.load_demo_case(args.case)
     scan = io.Scan(data=x[0], affine=affine)
@@ -53,9 +62,7 @@ def run(args: argparse.Namespace) -> int:
     written = [
         io.save_like(x[0, 0], scan, out / "input.nii.gz", overwrite=args.overwrite, sidecar=False)
     ]
-    methods = args.methods or [m for m in DEFAULT_METHODS if m in REGISTRY]
-    for name in methods:
-        info = get_method(name)
+    for info in infos:
         method = (
             info.cls(model, layer=demo.DEMO_LAYER)
             if info.kind == "cam" and _takes_layer(info.cls)

@@ -7,7 +7,7 @@ voxel axis order ``(i, j, k)`` and ``affine``, voxel index -> RAS world mm, whic
 
 from __future__ import annotations
 
-from .atomic import atomic_write
+from .atomic import atomic_output, atomic_write, check_writable
 from .inverse import AFFINE_TRANSFORMS, to_source
 from .metatensor import from_metatensor, to_metatensor
 from .read import as_scan, load
@@ -27,7 +27,9 @@ __all__ = [
     "Scan",
     "affine_from_geometry",
     "as_scan",
+    "atomic_output",
     "atomic_write",
+    "check_writable",
     "display_window",
     "feature_grid_affine",
     "feature_to_input_matrix",

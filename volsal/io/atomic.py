@@ -9,12 +9,12 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ..errors import FileExistsRefusedError, VolsalIOError
 
-__all__ = ["atomic_write", "full_suffix", "check_writable"]
+__all__ = ["atomic_write", "atomic_output", "full_suffix", "check_writable"]
 
 # multi-part suffixes that writers dispatch on (nibabel / SimpleITK pick the format by name)
 _DOUBLE = (".nii.gz", ".nrrd.gz", ".mgh.gz", ".tar.gz")
@@ -56,7 +56,7 @@ def atomic_write(
     write_fn: Callable[[Path], object],
     overwrite: bool = False,
 ) -> Path:
-    """Write ``path`` atomically: ``write_fn(tmp_path)`` writes a temporary sibling, then rename.
+    """Write ``path`` through ``write_fn(tmp_path)`` so that it appears complete or not at all.
 
     The temporary file lives in the target folder (same filesystem, so the rename is atomic)
     and keeps the real suffix (``.nii.gz``, ``.nrrd``, ``.png``...) because writers choose the
@@ -77,6 +77,19 @@ def atomic_write(
         VolsalIOError: the folder does not exist or ``write_fn`` wrote nothing.
         Exception: whatever ``write_fn`` raises (the temporary file is removed first).
     """
+    with atomic_output(path, overwrite) as tmp:
+        write_fn(tmp)
+    return Path(path)
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
+    """Context-manager form of :func:`atomic_write`: yields the temporary sibling path to write.
+
+    On a clean exit the file gets the usual permissions (``0o666`` less the umask; ``mkstemp``
+    alone would leave ``0o600``), is fsynced and moved to ``path``; on an exception it is
+    removed and ``path`` is untouched.
+    """
     dest = check_writable(path, overwrite)
     folder = dest.parent if str(dest.parent) else Path(".")
     if not folder.is_dir():
@@ -89,32 +102,35 @@ def atomic_write(
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        write_fn(tmp)
+        yield tmp
         if not tmp.exists() or tmp.stat().st_size == 0:
             raise VolsalIOError(f"writing {dest} produced no data (the writer wrote nothing).")
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
-        if overwrite:
-            os.replace(tmp, dest)
-        else:
-            try:
-                os.link(tmp, dest)  # fails if dest appeared meanwhile: never clobber
-            except FileExistsError:
-                raise FileExistsRefusedError(
-                    f"{dest} was created while writing; refusing to overwrite it. "
-                    "Pass overwrite=True to replace it."
-                ) from None
-            except OSError:  # filesystem without hard links
-                if dest.exists():
-                    raise FileExistsRefusedError(
-                        f"{dest} already exists; pass overwrite=True to replace it."
-                    ) from None
-                os.replace(tmp, dest)
-            else:
-                tmp.unlink()
+        _move_into_place(tmp, dest, overwrite)
         _fsync_dir(folder)
-    except BaseException:
+    finally:
         with contextlib.suppress(OSError):
             tmp.unlink()
-        raise
-    return dest
+
+
+def _move_into_place(tmp: Path, dest: Path, overwrite: bool) -> None:
+    if overwrite:
+        os.replace(tmp, dest)
+        return
+    try:
+        os.link(tmp, dest)  # fails if dest appeared meanwhile: never clobber
+    except FileExistsError:
+        raise FileExistsRefusedError(
+            f"{dest} was created while writing; refusing to overwrite it. "
+            "Pass overwrite=True to replace it."
+        ) from None
+    except OSError:  # filesystem without hard links
+        if dest.exists():
+            raise FileExistsRefusedError(
+                f"{dest} already exists; pass overwrite=True to replace it."
+            ) from None
+        os.replace(tmp, dest)

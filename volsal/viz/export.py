@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from matplotlib.figure import Figure
 
 from ..errors import FileExistsRefusedError, ParameterError, VolsalIOError
+from ..io.atomic import atomic_output
 
 __all__ = ["save_figure", "atomic_output", "check_target"]
 
@@ -28,42 +26,6 @@ def check_target(path: str | Path, overwrite: bool) -> Path:
     if not dest.parent.is_dir():
         raise VolsalIOError(f"cannot write {dest}: folder {dest.parent} does not exist.")
     return dest
-
-
-@contextlib.contextmanager
-def atomic_output(path: str | Path, overwrite: bool = False):
-    """Yield a temporary sibling path; on success move it to ``path`` (never clobbering).
-
-    Raises:
-        FileExistsRefusedError: ``path`` exists (or appears meanwhile) and not ``overwrite``.
-        VolsalIOError: the folder does not exist, or ``path`` is a folder.
-    """
-    dest = check_target(path, overwrite)
-    folder = dest.parent
-    fd, name = tempfile.mkstemp(prefix=f".{dest.stem}.", suffix=f".tmp{dest.suffix}", dir=folder)
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        yield tmp
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; use the usual permissions
-        if overwrite:
-            os.replace(tmp, dest)
-        else:
-            try:
-                os.link(tmp, dest)  # fails if dest appeared meanwhile: never clobber
-            except FileExistsError:
-                raise FileExistsRefusedError(
-                    f"{dest} was created while writing; refusing to overwrite it."
-                ) from None
-            except OSError:  # no hard links on this filesystem
-                if dest.exists():
-                    raise FileExistsRefusedError(f"{dest} already exists.") from None
-                os.replace(tmp, dest)
-    finally:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
 
 
 def save_figure(
