@@ -174,3 +174,21 @@ def test_with_model_rebinds(info):
 
 def test_top_level_exports(info):
     assert getattr(volsal, info.cls.__name__) is info.cls
+
+
+def _set_model_mode(method, mode: str) -> None:
+    """Set model_mode on a method and on the methods it wraps (SmoothGrad, GuidedGradCAM)."""
+    method.model_mode = mode
+    for value in vars(method).values():
+        if isinstance(value, volsal.Attribution) and value is not method:
+            _set_model_mode(value, mode)
+
+
+@pytest.mark.parametrize("mode", ["train", "keep"])
+def test_no_side_effects_train_mode_forward(info, spatial_dims, mode):
+    """A train-mode forward pass updates BatchNorm running statistics: they must come back."""
+    model = tiny_cnn(spatial_dims).train()
+    x = make_input(spatial_dims)
+    method = info.make_for_test(model)
+    _set_model_mode(method, mode)
+    assert_no_side_effects(lambda: method(x, 1), model, x)

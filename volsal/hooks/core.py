@@ -42,18 +42,32 @@ def eval_mode(model: nn.Module, mode: str = "eval") -> Iterator[nn.Module]:
             not mix), ``"keep"`` (use the flags as they are) or ``"train"``.
 
     The flags are set and restored per module (``module.training``), not with ``.train()``,
-    so models that override ``train()`` are restored exactly.
+    so models that override ``train()`` are restored exactly. With ``"train"`` or ``"keep"``,
+    the buffers of modules in training mode (BatchNorm running statistics) are restored on exit
+    too: a train-mode forward pass updates them, and explaining must not change the model.
     """
     if mode not in _MODEL_MODES:
         raise ParameterError(f"model_mode must be one of {_MODEL_MODES}; got {mode!r}.")
-    if mode == "keep":
-        yield model
-        return
     saved = [(m, m.training) for m in model.modules()]
     try:
-        for m, _ in saved:
-            m.training = mode == "train"
-        yield model
+        if mode != "keep":
+            for m, _ in saved:
+                m.training = mode == "train"
+        # A module left in training mode may update its buffers during the forward pass
+        # (BatchNorm's running_mean/var and num_batches_tracked): snapshot them, put them back.
+        buffers = [
+            (b, b.detach().clone())
+            for m in model.modules()
+            if m.training
+            for b in m.buffers(recurse=False)
+            if b is not None
+        ]
+        try:
+            yield model
+        finally:
+            with torch.no_grad():
+                for b, v in buffers:
+                    b.copy_(v)
     finally:
         for m, flag in saved:
             m.training = flag
