@@ -57,7 +57,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument(
         "--input",
         required=True,
-        help="scan: .nii/.nii.gz/.nrrd/.mha/.mhd or a DICOM series folder",
+        nargs="+",
+        help="scan(s): .nii/.nii.gz/.nrrd/.mha/.mhd or DICOM series folders; several scans (a "
+        "cohort) are explained with one model load and need --out-dir",
     )
     p.add_argument(
         "--volume",
@@ -432,6 +434,8 @@ def plan_outputs(args: argparse.Namespace, infos: list) -> list[tuple[Path, Path
         png = None
         if args.png:
             png = Path(args.png)
+            if getattr(args, "cohort", False):
+                png = _with_tag(png, stem)
             if several:
                 png = _with_tag(png, info.name)
         plans.append((out, png))
@@ -554,8 +558,6 @@ def _to_map(exp, keep_channels: bool) -> torch.Tensor:
 def run(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
-    from .. import io
-
     # everything checkable without work first: flags, method names, output paths
     names = _method_names(args)
     infos = [_lookup_method(m) for m in names]
@@ -567,7 +569,22 @@ def run(args: argparse.Namespace) -> int:
                 "both would write the same files. Give each method once."
             )
         seen[info.name] = given
-    plans = plan_outputs(args, infos)
+    inputs = list(args.input) if isinstance(args.input, (list, tuple)) else [args.input]
+    if len(inputs) > 1 and args.out:
+        raise ParameterError(
+            f"{len(inputs)} inputs: give --out-dir FOLDER (one <scan>_<method>.nii.gz per scan "
+            "and method), not --out FILE."
+        )
+    if len(set(_scan_stem(i) for i in inputs)) < len(inputs):
+        raise ParameterError(
+            "two inputs have the same file name, so their maps would collide in --out-dir; "
+            "rename them or explain them in separate runs."
+        )
+    per_scan = []  # every output of every scan checked before any work
+    for path in inputs:
+        one = argparse.Namespace(**{**vars(args), "input": path, "cohort": len(inputs) > 1})
+        per_scan.append((one, plan_outputs(one, infos)))
+
     target = parse_target(args.target)
     opts = parse_options(args.opt)
     device = parse_device(args.device)
@@ -582,13 +599,30 @@ def run(args: argparse.Namespace) -> int:
             "See the method's docstring, e.g. python -c 'import volsal; help(volsal.GradCAM)'."
         )
 
+    model = load_model_from_args(args, device)
+    _check_layer(model, args.layer, infos, args.smooth_base)
+    methods = [build_method(i, model, args, kw, opts) for i, kw in zip(infos, kwargs_per)]
+    for one, one_plans in per_scan:
+        if len(per_scan) > 1:
+            print(f"== {one.input}")
+        _explain_scan(one, infos, methods, model, target, one_plans, device, tqdm)
+    return 0
+
+
+def _scan_stem(path: str) -> str:
+    stem = Path(str(path).rstrip("/\\")).name
+    suf = _suffix(Path(stem))
+    return stem[: len(stem) - len(suf)] if suf else stem
+
+
+def _explain_scan(args, infos, methods, model, target, plans, device, tqdm) -> None:
+    """Load, preprocess and explain one scan with every method; write its maps and PNGs."""
+    from .. import io
+
     scan = _load_scan(args)
     transform = build_transform(args, scan.spatial_dims)
     net_in = preprocess(scan, transform, args)
-    model = load_model_from_args(args, device)
-    _check_layer(model, args.layer, infos, args.smooth_base)
     x = net_in.as_tensor()[None].float().to(device)
-    methods = [build_method(i, model, args, kw, opts) for i, kw in zip(infos, kwargs_per)]
 
     results = []
     bar = tqdm(
@@ -630,7 +664,6 @@ def run(args: argparse.Namespace) -> int:
             written.append(_write_png(scan, on_source, png, info, exp, args.overwrite))
     for path in written:
         print(f"wrote {path}")
-    return 0
 
 
 def _load_scan(args: argparse.Namespace):
