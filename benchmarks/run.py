@@ -256,9 +256,8 @@ def markdown(meta: dict[str, Any], rows: list[dict[str, Any]]) -> str:
         lines += [
             f"## {mdef.title}, {size}^{mdef.spatial_dims} (CAM layer `{mdef.cam_layer}`)",
             "",
-            "| row | floor | volsal ms | x floor | volsal MiB | mem x floor | param .grad | "
-            + " | ".join(ANCHOR_TITLES.get(a, a) for a in anchors)
-            + " |",
+            "| row | floor | volsal ms | x floor | volsal MiB | mem x floor | param .grad |"
+            + "".join(f" {ANCHOR_TITLES.get(a, a)} |" for a in anchors),
             "|---|---|--:|--:|--:|--:|:-:|" + "---|" * len(anchors),
         ]
         for r in mine:

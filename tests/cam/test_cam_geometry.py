@@ -204,3 +204,29 @@ def test_trace_handles_functional_ops_and_transposed_convs():
     # down: 2f; pool: 2(2f + 0.5) = 4f + 1; upsample x2: 4((f + 0.5)/2 - 0.5) + 1 = 2f;
     # transposed conv k3 s2 p1: f/2 -> 2 * f/2 = f: back on the input grid
     assert m == GridMapping((1.0,) * 3, (0.0,) * 3, True)
+
+
+def test_grid_mapping_traced_once_per_shape_and_reused(monkeypatch, spatial_dims):
+    """The mapping is cached per input shape: same maps as a fresh trace, one trace per shape."""
+    import volsal.methods.cam as cam_module
+
+    calls = []
+    real = cam_module.trace_grid
+
+    def counting(*args, **kwargs):
+        calls.append(tuple(args[1].shape))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(cam_module, "trace_grid", counting)
+    model = tiny_cnn(spatial_dims, dtype=torch.float64)
+    method = volsal.GradCAM(model, layer="features.conv2")
+    x = make_input(spatial_dims, dtype=torch.float64)
+    first = method.explain(x, 1)
+    second = method.explain(x + 0.5, 1)
+    assert len(calls) == 1
+    fresh = volsal.GradCAM(model, layer="features.conv2").explain(x + 0.5, 1)
+    torch.testing.assert_close(second.maps, fresh.maps, rtol=0, atol=0)
+    assert second.extras["grid_mapping"] == first.extras["grid_mapping"]
+    bigger = torch.cat([x, x], -1)  # another shape: traced again
+    method(bigger, 1)
+    assert len(calls) == 3  # the fresh instance traced once too

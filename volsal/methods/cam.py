@@ -61,7 +61,9 @@ class CAM(Attribution):
             of its receptive field, traced from the convolutions and pools before the layer in
             the same forward pass (:mod:`volsal.receptive`); falls back to half-pixel resizing
             with a :class:`~volsal.errors.GeometryWarning` where the chain cannot be traced.
-            ``"half_pixel"``: ``F.interpolate(align_corners=False)``, what other libraries do.
+            The mapping is traced once per model, layer and input shape and kept on the
+            method object (it depends on the architecture, not on the values): later calls
+            cost an untraced forward pass. ``"half_pixel"``: ``F.interpolate(align_corners=False)``, what other libraries do.
         section_names: optional ``[[conv modules...], [fc modules...]]`` (pytorch-saliency
             style): the model is run as conv section -> ``adaptive_layer`` -> flatten -> fc
             section, and ``layer`` must lie in the conv section (see :mod:`volsal.sections`).
@@ -161,7 +163,11 @@ class CAM(Attribution):
     ) -> tuple[torch.Tensor, list[torch.Tensor], list[ResolvedTarget], GridMapping | None]:
         """One forward (no graph before the layer), one backward per target from the score to
         the layer. Returns ``(acts, grads per target, resolved targets, grid mapping)``."""
-        trace = self.placement == "receptive_field"
+        # The grid mapping depends on the architecture and the input's shape, not on its values:
+        # trace it on the first call for a shape (inside the same forward pass) and reuse it.
+        key = (id(self.model), name, id(module), sections is None, tuple(x.shape[1:]))
+        cache = self.__dict__.setdefault("_grid_cache", {})
+        trace = self.placement == "receptive_field" and key not in cache
         with capture(self.model, {name: module}, grad_from_here=True) as caps, torch.no_grad():
             geo_cm = trace_grid(self.model, x, [name]) if trace else contextlib.nullcontext()
             with geo_cm as geo:
@@ -187,9 +193,8 @@ class CAM(Attribution):
                 grads.append(g)
                 resolved.append(ResolvedTarget(rt.scores.detach(), rt.classes, rt.description))
         if trace:
-            mapping = geo[name]
-        else:
-            mapping = None
+            cache[key] = geo[name]
+        mapping = cache.get(key) if self.placement == "receptive_field" else None
         return acts.detach(), grads, resolved, mapping
 
     def _attribute(self, x: torch.Tensor, target: Any) -> Explanation:
