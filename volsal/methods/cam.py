@@ -434,6 +434,7 @@ class GuidedGradCAM(Attribution):
             check=self.check,
             model_mode="keep",  # the outer call already set the mode
         )
+        cam._grid_cache = self.__dict__.setdefault("_grid_cache", {})  # traced once, reused
         gbp = GuidedBackprop(
             self.model, warn_other_activations=self.warn_other_activations, model_mode="keep"
         )
